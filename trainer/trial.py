@@ -1,0 +1,54 @@
+"""One trial from its typed description: data, model, adaptation and training, built in a fixed order.
+
+The order matters for reproducibility: the model's random initialisation is drawn right after seeding, so a
+resumed trial rebuilds the very same frozen weights before its trainable state is loaded over them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trainer.data import DataConfig, Splits, load_images, make_splits
+from trainer.loop import TrainConfig, Trainer
+from trainer.models import MODELS, NO_WEIGHTS
+from trainer.state import from_bytes, seed_everything
+from trainer.strategies import StrategyConfig, create_model
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    model: str
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    weights: str = NO_WEIGHTS
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def image_size(self) -> int:
+        return self.data.image_size or MODELS.get(self.model).input_size
+
+    @property
+    def scaling(self) -> str:
+        return MODELS.get(self.model).scaling if self.data.scaling == "native" else self.data.scaling
+
+
+def load_splits(spec: TrialSpec) -> Splits:
+    return make_splits(load_images(spec.data, spec.image_size), spec.data)
+
+
+def build_trainer(spec: TrialSpec, state: bytes | None = None, splits: Splits | None = None) -> Trainer:
+    splits = splits or load_splits(spec)
+    seed_everything(spec.train.seed)
+    model = create_model(spec.model, len(splits.data.classes), spec.weights, spec.strategy)
+    trainer = Trainer(model, splits, spec.train, spec.scaling)
+    if state is not None:
+        trainer.load_state_dict(from_bytes(state))
+    return trainer
+
+
+def train(spec: TrialSpec) -> Trainer:
+    """Train straight through (no checkpoints): for scripts, benchmarks and tests."""
+    trainer = build_trainer(spec)
+    for _ in trainer.run():
+        pass
+    return trainer
