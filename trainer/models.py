@@ -198,3 +198,10 @@ def load_backbone(name: str, weights: str = NO_WEIGHTS) -> tuple[nn.Module, Mode
     if spec.prepare is not None:
         spec.prepare(model)
     return model, spec
+
+
+def block_count(name: str) -> int:
+    """How many blocks progressive unfreezing can choose from (built on the meta device: no memory, no time)."""
+    spec = MODELS.get(name)
+    with torch.device("meta"):
+        return len(spec.blocks(spec.build()))

@@ -30,6 +30,15 @@ class StrategyConfig:
     blocks: int = 1  # unfreeze: how many of the last backbone blocks train
 
 
+# The parameters each strategy reads (the grid file rejects the others).
+STRATEGY_PARAMS: dict[str, tuple[str, ...]] = {
+    "head": (),
+    "extension": ("layers", "width", "dropout", "activation"),
+    "unfreeze": ("blocks",),
+    "finetune": (),
+}
+
+
 @dataclass
 class Adaptation:
     head: nn.Module

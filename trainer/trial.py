@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from trainer.data import DataConfig, Splits, load_images, make_splits
-from trainer.loop import TrainConfig, Trainer
+from trainer.loop import EarlyStopping, TrainConfig, Trainer
 from trainer.models import MODELS, NO_WEIGHTS
 from trainer.state import from_bytes, seed_everything
 from trainer.strategies import StrategyConfig, create_model
@@ -52,3 +52,20 @@ def train(spec: TrialSpec) -> Trainer:
     for _ in trainer.run():
         pass
     return trainer
+
+
+def spec_from_dict(d: dict) -> TrialSpec:
+    """The inverse of ``dataclasses.asdict(spec)``: how a trial travels as JSON between processes."""
+    data = dict(d.get("data", {}))
+    if "split" in data:
+        data["split"] = tuple(data["split"])
+    train = dict(d.get("train", {}))
+    if train.get("early_stopping"):
+        train["early_stopping"] = EarlyStopping(**train["early_stopping"])
+    return TrialSpec(
+        model=d["model"],
+        strategy=StrategyConfig(**d.get("strategy", {})),
+        weights=d.get("weights", NO_WEIGHTS),
+        data=DataConfig(**data),
+        train=TrainConfig(**train),
+    )
