@@ -61,8 +61,6 @@ def cmd_submit(args) -> int:
         print(f"{len(sweep.trials)} trials -> {sweep.url}")
         return 0
     _check_shared_storage(sweep.url, args.address)
-    if not args.address:  # a cluster's workers have their own caches
-        sw.preflight(cfg)
     counts = sw.run(sweep, args.address, deadline, args.dashboard_host)
     return 0 if counts["failed"] == 0 else 1
 

@@ -16,6 +16,14 @@ class ProgressPrinter(tune.Callback):
         self._last = 0.0
         self._shown = ""
 
+    def __getstate__(self) -> dict:  # Tune pickles its callbacks with the experiment state; a stream cannot be
+        return {k: v for k, v in self.__dict__.items() if k != "out"}
+
+    def __setstate__(self, state: dict) -> None:
+        import sys
+
+        self.__dict__.update(state, out=sys.stdout)
+
     def _line(self, trials, force: bool = False) -> None:
         states = [t.status for t in trials]
         done = self.already_done + sum(s in ("TERMINATED", "ERROR") for s in states)

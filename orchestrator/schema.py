@@ -204,6 +204,16 @@ class FailureCfg(_Model):
     max_interruptions: int = Field(100, ge=0)  # kills and preemptions: a separate budget
 
 
+class Preemption(_Model):
+    """Optional pollers of the cloud's preemption notice (SIGTERM is always handled)."""
+
+    gce: bool = False
+    aws: bool = False
+    gce_url: str | None = None  # default: the GCE metadata server's instance/preempted
+    aws_url: str | None = None  # default: the EC2 metadata server's spot/instance-action
+    poll_s: float = Field(5.0, gt=0)
+
+
 class Config(_Model):
     name: str
     storage: str = "runs"
@@ -215,6 +225,7 @@ class Config(_Model):
     resources: Resources = Resources()
     checkpoint: CheckpointCfg = CheckpointCfg()
     failure: FailureCfg = FailureCfg()
+    preemption: Preemption = Preemption()
 
     @field_validator("name")
     @classmethod

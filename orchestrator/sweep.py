@@ -20,7 +20,10 @@ from orchestrator.schema import Config, dump_config, parse_config
 from trainer.errors import ConfigError
 from workers import layout, storage
 
-DEADLINE_MARGIN_S = 60.0  # time for running trials to checkpoint and the driver to exit
+
+def deadline_margin(deadline_s: float) -> float:
+    """Time kept for running trials to checkpoint and the driver to exit: a minute, less for short deadlines."""
+    return min(60.0, max(2.0, 0.1 * deadline_s))
 
 
 @dataclass
@@ -73,11 +76,17 @@ def parse_duration(text: str) -> float:
     return h * 3600 + m * 60 + s
 
 
-def preflight(cfg: Config) -> None:
-    """Checks of this machine that the grid cannot express: ImageNet weights must be on disk (no download)."""
+def preflight(cfg: Config, local: bool) -> None:
+    """What the grid cannot express: a synthetic dataset is generated once here, not by every worker at the
+    same time; on a local run, ImageNet weights must already be on disk (nothing is downloaded)."""
     from trainer.models import IMAGENET, MODELS, weights_file
 
-    if cfg.weights != IMAGENET or os.environ.get("ORCHESTRATOR_ALLOW_DOWNLOAD") == "1":
+    if cfg.data.dataset == "synthetic":
+        from trainer.data import ensure_synthetic
+        from trainer.trial import spec_from_dict
+
+        ensure_synthetic(spec_from_dict(expand(cfg)[0].spec).data)
+    if not local or cfg.weights != IMAGENET or os.environ.get("ORCHESTRATOR_ALLOW_DOWNLOAD") == "1":
         return
     for model in cfg.grid.model:
         path = weights_file(MODELS.get(model))
@@ -145,16 +154,18 @@ def run(
 ) -> dict:
     """Run every trial of ``sweep`` that has no result yet; returns the counts by state."""
     started = time.time()
+    preflight(sweep.config, local=not (address or os.environ.get("RAY_ADDRESS")))
     save_grid(sweep)
     frame = collect(sweep.url, sweep.trials)
     todo = [t for t, s in zip(sweep.trials, frame["status"]) if s not in ("finished", "failed")]
     print(f"sweep {sweep.url}: {len(sweep.trials)} trials, {len(sweep.trials) - len(todo)} already ended", file=out)
     deadline = started + deadline_s if deadline_s else None
+    margin = deadline_margin(deadline_s) if deadline_s else 0.0
     stopped_by_deadline = False
     if todo:
         started_ray = _init_ray(address, dashboard_host, out)
         try:
-            stopped_by_deadline = _fit(sweep, todo, deadline, out)
+            stopped_by_deadline = _fit(sweep, todo, deadline, margin, out)
         finally:
             if started_ray:
                 import ray
@@ -173,7 +184,7 @@ def run(
     return c
 
 
-def _fit(sweep: Sweep, todo: list[Trial], deadline: float | None, out) -> bool:
+def _fit(sweep: Sweep, todo: list[Trial], deadline: float | None, margin: float, out) -> bool:
     # Our progress line replaces Tune's tables.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
@@ -187,11 +198,12 @@ def _fit(sweep: Sweep, todo: list[Trial], deadline: float | None, out) -> bool:
         "checkpoint": cfg.checkpoint.model_dump(),
         "failure": cfg.failure.model_dump(),
         "deadline": deadline,
-        "deadline_margin_s": DEADLINE_MARGIN_S,
+        "deadline_margin_s": margin,
+        "preemption": cfg.preemption.model_dump(),
         "threads": max(1, int(cfg.resources.cpus_per_trial)),
     }
     path, fs = _tune_storage(layout.tune_dir(sweep.url))
-    stopper = DeadlineStopper(deadline, DEADLINE_MARGIN_S)
+    stopper = DeadlineStopper(deadline, margin)
     tuner = tune.Tuner(
         tune.with_resources(SweepTrainable, _resources(cfg)),
         param_space={**base, "trial": tune.grid_search([t.as_dict() for t in todo])},

@@ -110,3 +110,14 @@ def test_metrics_match_scikit_learn():
     assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels, preds))
     assert m["accuracy"] == pytest.approx((labels == preds).mean())
     assert np.array(m["confusion"]).sum() == 200
+
+
+def test_concurrent_synthetic_writers_publish_one_complete_dataset(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    target = str(tmp_path / "shared")
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: write_synthetic(target, "ham10000", n_images=28), range(4)))
+    assert paths == [target] * 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared"]  # no temporary directory left behind
+    assert len(load_images(DataConfig("ham10000", target), 8)) == 28

@@ -155,10 +155,10 @@ def load_ham10000(cfg: DataConfig, size: int) -> ImageSet:
 @DATASETS.register("synthetic")
 def load_synthetic(cfg: DataConfig, size: int) -> ImageSet:
     """Generated on first use under data.path (HAM10000 layout by default), then read like the real thing."""
-    return DATASETS.get(_ensure_synthetic(cfg))(cfg, size)
+    return DATASETS.get(ensure_synthetic(cfg))(cfg, size)
 
 
-def _ensure_synthetic(cfg: DataConfig) -> str:
+def ensure_synthetic(cfg: DataConfig) -> str:
     from trainer.synthetic import LAYOUTS, write_synthetic
 
     if not cfg.path:
@@ -190,7 +190,7 @@ def load_images(cfg: DataConfig, size: int) -> ImageSet:
     """Decoded images at ``size``, from memory, the on-disk cache, or the files (in that order)."""
     loader = DATASETS.get(cfg.dataset)
     if cfg.dataset == "synthetic":  # generate first, so the fingerprint sees the files
-        _ensure_synthetic(cfg)
+        ensure_synthetic(cfg)
     key = _fingerprint(cfg, size)
     if key in _MEMORY:
         return _MEMORY[key]

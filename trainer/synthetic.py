@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 import numpy as np
 
@@ -42,8 +43,9 @@ def write_synthetic(
     classes = list(classes or (HAM_CLASSES if layout == "ham10000" else ("benign", "malignant")))
     rng = np.random.default_rng(seed)
     colours = _palette(len(classes))
-    tmp = f"{path.rstrip('/')}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path.rstrip('/'))}.tmp")
     rows = []
     for i in range(n_images):
         c = i % len(classes)
@@ -67,8 +69,14 @@ def write_synthetic(
             for lesion_id, image_id, dx in rows:
                 f.write(f"{lesion_id},{image_id},{dx},histo,50.0,male,back\n")
     open(os.path.join(tmp, _DONE), "w").close()
-    if os.path.exists(path):
-        shutil.rmtree(path)  # an incomplete earlier attempt
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    os.replace(tmp, path)
+    try:
+        os.rename(tmp, path)  # atomic publish: concurrent writers race here, and exactly one wins
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.path.exists(os.path.join(path, _DONE)):
+            from trainer.errors import ConfigError
+
+            raise ConfigError(
+                f"data.path: {path} exists and is not a synthetic dataset; choose an empty path"
+            ) from None
     return path

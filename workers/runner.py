@@ -12,6 +12,8 @@ Event sequences (each start reads what the previous attempt left in storage):
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass
 
@@ -74,6 +76,8 @@ class TrialRunner:
         prev = storage.read_json_or_none(layout.status_file(self.url)) or {}
         self.status = {
             "key": self.trial["key"],
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
             "name": self.trial["name"],
             "errors": prev.get("errors", 0),
             "interruptions": prev.get("interruptions", []),

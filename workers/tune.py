@@ -12,7 +12,7 @@ import os
 
 from ray import tune
 
-from workers.preemption import InterruptFlag
+from workers.preemption import InterruptFlag, MetadataWatcher
 from workers.runner import CheckpointPolicy, FailurePolicy, TrialRunner
 
 
@@ -25,6 +25,12 @@ class SweepTrainable(tune.Trainable):
             torch.set_num_threads(int(config["threads"]))
         flag = InterruptFlag(deadline=config.get("deadline"), margin_s=config.get("deadline_margin_s", 0.0))
         flag.install_signal_handlers()
+        watch = config.get("preemption", {})
+        self.watchers = [
+            MetadataWatcher(flag, kind, watch.get(f"{kind}_url"), watch.get("poll_s", 5.0)).start()
+            for kind in ("gce", "aws")
+            if watch.get(kind)
+        ]
         self.runner = TrialRunner(
             config["trial"],
             config["sweep_url"],
@@ -36,7 +42,7 @@ class SweepTrainable(tune.Trainable):
 
     def reset_config(self, new_config: dict) -> bool:
         """Reused actor, next trial: no new process, no re-import, and the decoded data stays in memory."""
-        self.runner.close()
+        self.cleanup()
         self.setup(new_config)
         return True
 
@@ -46,6 +52,8 @@ class SweepTrainable(tune.Trainable):
         return self.runner.advance()
 
     def cleanup(self) -> None:
+        for w in self.watchers:
+            w.stop()
         self.runner.close()
 
     def save_checkpoint(self, checkpoint_dir: str):  # our store holds the state, not Tune's
