@@ -82,7 +82,6 @@ class TrialRunner:
             "errors": prev.get("errors", 0),
             "interruptions": prev.get("interruptions", []),
             "attempts": prev.get("attempts", 0) + 1,
-            "history": prev.get("history", []),
             "energy_kwh": prev.get("energy_kwh", 0.0),
             "emissions_kg": prev.get("emissions_kg", 0.0),
         }
@@ -157,7 +156,6 @@ class TrialRunner:
 
     def _after_epoch(self, event: EpochDone) -> dict:
         summary = {k: event.record["val"][k] for k in SUMMARY_KEYS}
-        self.status["history"].append({"epoch": event.epoch, "train_loss": event.record["train_loss"], **summary})
         if event.finished:
             self.checkpoint(wait=True)
             result = self._write_result(FINISHED, self.trainer.result())
@@ -201,9 +199,16 @@ class TrialRunner:
         p = self.trainer.progress if self.trainer else None
         self.status.update(state=state, updated_at=time.time(), **extra)
         if p is not None:
-            self.status.update(epoch=p.epoch, step=p.step, train_seconds=p.train_seconds)
+            self.status.update(epoch=p.epoch, step=p.step, train_seconds=p.train_seconds, history=self._history())
         storage.write_json(layout.status_file(self.url), self.status)
         self._last_beat = time.time()
+
+    def _history(self) -> list[dict]:
+        """Per-epoch summaries, from the training state itself: always consistent with the checkpoint."""
+        return [
+            {"epoch": h["epoch"], "train_loss": h["train_loss"], **{k: h["val"][k] for k in SUMMARY_KEYS}}
+            for h in self.trainer.progress.history
+        ]
 
     def _write_result(self, state: str, outcome: dict) -> dict:
         lost = sum(i["lost_seconds"] for i in self.status["interruptions"])
@@ -218,7 +223,7 @@ class TrialRunner:
             "lost_seconds": lost,
             "errors": self.status["errors"],
             "attempts": self.status["attempts"],
-            "history": self.status["history"],
+            "history": self._history() if self.trainer else [],
             "energy_kwh": self.status["energy_kwh"],
             "emissions_kg": self.status["emissions_kg"],
             "finished_at": time.time(),

@@ -65,8 +65,11 @@ def filesystem(url: str):
         return fsspec.filesystem("file"), os.path.abspath(url.removeprefix("file://"))
     protocol = url.split("://", 1)[0]
     options: dict[str, Any] = {}
-    if protocol in ("gs", "gcs") and os.environ.get("STORAGE_EMULATOR_HOST"):
-        options = {"token": "anon", "project": os.environ.get("GOOGLE_CLOUD_PROJECT", "test")}
+    if protocol in ("gs", "gcs"):
+        # gcsfs logs a full traceback per failed request; `retrying` logs one line per attempt instead.
+        logging.getLogger("gcsfs").setLevel(logging.CRITICAL)
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            options = {"token": "anon", "project": os.environ.get("GOOGLE_CLOUD_PROJECT", "test")}
     fs, path = fsspec.core.url_to_fs(url, **options)
     return fs, path
 
