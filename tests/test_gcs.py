@@ -11,8 +11,8 @@ import pytest
 
 from orchestrator import sweep as sw
 from orchestrator.results import collect
-from tests.test_interruptions import Killer, _cli, _config, _history_without_times, _reference, _write_grid
-from workers import layout, storage
+from tests.test_interruptions import Killer, _cli, _config, _reference, _write_grid, result_of
+from workers import storage
 from workers.checkpoints import CheckpointStore
 
 BUCKET = "sweeps-test"
@@ -87,15 +87,14 @@ def test_killed_driver_resumes_from_the_bucket(gcs, tmp_path):
         time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = {t.key: storage.read_json(layout.result_file(layout.trial_dir(sweep.url, t.key)))["finished_at"]
-            for t in sweep.trials if storage.exists(layout.result_file(layout.trial_dir(sweep.url, t.key)))}  # fmt: skip
+    done = {t.key: r["finished_at"] for t in sweep.trials if (r := result_of(sweep, t.key))}
     assert 1 <= len(done) < 4
     resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", sweep.url], capture_output=True,
                              text=True, timeout=300)  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert set(collect(sweep.url, sweep.trials)["status"]) == {"finished"}
     for key, finished_at in done.items():
-        assert storage.read_json(layout.result_file(layout.trial_dir(sweep.url, key)))["finished_at"] == finished_at
+        assert result_of(sweep, key)["finished_at"] == finished_at
 
 
 def test_killed_worker_resumes_from_the_bucket_bit_identically(gcs, tmp_path):
@@ -108,9 +107,9 @@ def test_killed_worker_resumes_from_the_bucket_bit_identically(gcs, tmp_path):
     out, _ = proc.communicate(timeout=300)
     killer.join(1)
     assert proc.returncode == 0 and killer.sent_at is not None, out
-    result = storage.read_json(layout.result_file(layout.trial_dir(sweep.url, trial.key)))
+    result = result_of(sweep, trial.key)
     assert result["status"] == "finished" and result["interruptions"] == 1 and result["errors"] == 0
-    assert _history_without_times(result) == _history_without_times(_reference(trial, tmp_path))
+    assert result["history"] == _reference(trial, tmp_path)["history"]
 
 
 def test_a_thirty_second_storage_outage_loses_no_trial(gcs, tmp_path):
@@ -131,6 +130,6 @@ def test_a_thirty_second_storage_outage_loses_no_trial(gcs, tmp_path):
     assert proc.returncode == 0, out
     frame = collect(sweep.url, sweep.trials)
     assert set(frame["status"]) == {"finished"}, out
-    results = [storage.read_json(layout.result_file(layout.trial_dir(sweep.url, t.key))) for t in sweep.trials]
+    results = [result_of(sweep, t.key) for t in sweep.trials]
     assert all(r["errors"] == 0 and r["interruptions"] == 0 for r in results)  # waited it out, nothing restarted
     assert any(r["finished_at"] > outage_ended for r in results) and outage_ended - outage_started >= 30

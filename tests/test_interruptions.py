@@ -70,8 +70,8 @@ class Killer(threading.Thread):
             time.sleep(0.02)
 
 
-def _history_without_times(result):
-    return [{k: v for k, v in h.items()} for h in result["history"]]
+def result_of(sweep, key) -> dict | None:
+    return storage.read_json_or_none(layout.result_file(layout.trial_dir(sweep.url, key)))
 
 
 def test_sigkill_of_a_worker_mid_epoch_resumes_bit_identically(ray_session, tmp_path):
@@ -83,13 +83,13 @@ def test_sigkill_of_a_worker_mid_epoch_resumes_bit_identically(ray_session, tmp_
     killer.join(1)
     assert killer.sent_at is not None, "the worker was never killed"
     assert counts["finished"] == 1
-    result = storage.read_json(layout.result_file(layout.trial_dir(sweep.url, trial.key)))
+    result = result_of(sweep, trial.key)
     assert result["interruptions"] == 1 and result["errors"] == 0
     (event,) = result["interruption_log"]
     assert event["kind"] == "killed" and event["resumed_from_seq"] is not None
     assert 0 <= event["lost_seconds"] < 5 and event["restart_seconds"] < 30
     reference = _reference(trial, tmp_path)
-    assert _history_without_times(result) == _history_without_times(reference)
+    assert result["history"] == reference["history"]
     for key in ("val_loss", "val_accuracy", "val_macro_f1", "best_epoch", "epochs_run"):
         assert result[key] == reference[key], key
 
@@ -102,13 +102,13 @@ def test_sigterm_checkpoints_quickly_and_is_not_an_error(ray_session, tmp_path):
     counts = sw.run(sweep, out=open(os.devnull, "w"))
     killer.join(1)
     assert killer.sent_at is not None and counts["finished"] == 1
-    result = storage.read_json(layout.result_file(layout.trial_dir(sweep.url, trial.key)))
+    result = result_of(sweep, trial.key)
     assert result["errors"] == 0 and result["interruptions"] == 1
     (event,) = result["interruption_log"]
     assert event["kind"] == "preempted"
     assert event["lost_seconds"] < 1.0  # checkpointed at the next step: nothing beyond the write is lost
     assert event["at"] - killer.sent_at < 5.0  # the checkpoint and status were written within seconds
-    assert _history_without_times(result) == _history_without_times(_reference(trial, tmp_path))
+    assert result["history"] == _reference(trial, tmp_path)["history"]
 
 
 def _cli(*args, **kw):
@@ -142,9 +142,7 @@ def test_killed_driver_then_resume_finishes_without_rerunning(tmp_path):
         time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = {
-        t.key: storage.read_json_or_none(layout.result_file(layout.trial_dir(sweep.url, t.key))) for t in sweep.trials
-    }
+    before = {t.key: result_of(sweep, t.key) for t in sweep.trials}
     finished_before = {k: r["finished_at"] for k, r in before.items() if r}
     assert 2 <= len(finished_before) < len(sweep.trials)
 
@@ -155,7 +153,7 @@ def test_killed_driver_then_resume_finishes_without_rerunning(tmp_path):
     assert f"{len(finished_before)} already ended" in resumed.stdout
     frame = collect(sweep.url, sweep.trials)
     assert set(frame["status"]) == {"finished"}
-    after = {t.key: storage.read_json(layout.result_file(layout.trial_dir(sweep.url, t.key))) for t in sweep.trials}
+    after = {t.key: result_of(sweep, t.key) for t in sweep.trials}
     assert {k: after[k]["finished_at"] for k in finished_before} == finished_before
     assert all(after[k]["attempts"] == 1 for k in finished_before)
 
@@ -179,7 +177,7 @@ def test_deadline_exits_cleanly_then_resume_completes(tmp_path):
     )
     assert resumed.returncode == 0, resumed.stdout
     assert set(collect(sweep.url, sweep.trials)["status"]) == {"finished"}
-    results = [storage.read_json(layout.result_file(layout.trial_dir(sweep.url, t.key))) for t in sweep.trials]
+    results = [result_of(sweep, t.key) for t in sweep.trials]
     paused = [e for r in results for e in r["interruption_log"]]
     assert paused and all(e["kind"] == "deadline" and e["resumed_from_seq"] for e in paused)
     assert all(e["lost_seconds"] < 1.0 for e in paused) and all(r["errors"] == 0 for r in results)
