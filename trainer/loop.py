@@ -31,7 +31,7 @@ OPTIMIZERS.add(
 )
 
 SCHEDULERS: Registry = Registry("scheduler")
-SCHEDULERS.add("none", lambda opt, cfg, steps: torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
+SCHEDULERS.add("none", lambda opt, cfg, steps: None)  # nothing to step on the hot path
 SCHEDULERS.add("cosine", lambda opt, cfg, steps: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps))
 
 
@@ -114,6 +114,7 @@ class Trainer:
         self.scheduler = SCHEDULERS.get(cfg.scheduler)(self.optimizer, cfg, self.steps_per_epoch * cfg.epochs)
         self.loss_weight = self._class_weights() if cfg.class_weights else None
         self.progress = _Progress()
+        self._in_train_mode = False
         self._loss_acc = self._zero_loss()  # kept in the state: a resumed epoch sums in the same order
         self.best_model: dict[str, torch.Tensor] | None = None
 
@@ -151,12 +152,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.scheduler.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
         return loss.detach()  # no host sync per step: summed on the device, read once per epoch
 
     @torch.no_grad()
     def evaluate(self, split: str = "val") -> dict:
         self.model.eval()
+        self._in_train_mode = False
         x_all, y_all = self.x[split], self.y[split]
         loss_sum, preds = 0.0, []
         for i in range(0, len(y_all), self.cfg.eval_batch_size):
@@ -179,16 +182,17 @@ class Trainer:
             epoch = p.epoch + 1
             order = self.epoch_order(epoch)
             bs = self.cfg.batch_size
-            self.model.train()
             start = time.perf_counter()
             while p.step < self.steps_per_epoch:
+                if not self._in_train_mode:  # evaluation (ours or the caller's) switched it off
+                    self.model.train()
+                    self._in_train_mode = True
                 loss = self._train_step(order[p.step * bs : (p.step + 1) * bs], epoch, p.step)
                 p.step += 1
                 self._loss_acc = self._loss_acc + loss
                 p.train_seconds += time.perf_counter() - start
                 start = time.perf_counter()
                 yield StepDone(epoch, p.step, loss)
-                self.model.train()  # the caller may have evaluated in between
             train_loss = float(self._loss_acc) / self.steps_per_epoch
             self._loss_acc = self._zero_loss()
             yield self._end_epoch(epoch, train_loss, p.train_seconds)
@@ -242,7 +246,7 @@ class Trainer:
             "model": self.trainable_state(),
             "best_model": self.best_model,
             "optimizer": _to_cpu(self.optimizer.state_dict()),
-            "scheduler": self.scheduler.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "progress": dict(vars(p)),
             "loss_acc": self._loss_acc.to("cpu", copy=True),
             "rng": capture_rng(),
@@ -252,7 +256,8 @@ class Trainer:
         self.model.load_state_dict(state["model"], strict=False)
         self.best_model = state["best_model"]
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         self.progress = _Progress(**state["progress"])
         self._loss_acc = state["loss_acc"].to(self.device)
         restore_rng(state["rng"])
