@@ -33,6 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--watch", action="store_true", help="refresh until interrupted")
     st.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes (--watch)")
 
+    rep = sub.add_parser("report", help="distributions, test-set results, carbon: tables, plots, Markdown, HTML")
+    rep.add_argument("sweep")
+    rep.add_argument("--out", help="where to write (default: <sweep>/report/)")
+    rep.add_argument("--metric", default="val_accuracy", help="ranking metric (default: mean val_accuracy)")
+    rep.add_argument("--top-k", type=int, help="evaluate the top k configurations on the test set "
+                     "(default: the best of each model and strategy)")  # fmt: skip
+    rep.add_argument("--no-test", action="store_true", help="skip the test-set evaluation")
+
     res = sub.add_parser("results", help="print the results table")
     res.add_argument("sweep")
     res.add_argument("--format", choices=FORMATS, default="table")
@@ -111,6 +119,24 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from orchestrator import report
+    from orchestrator import sweep as sw
+
+    sweep = sw.load(sw.resolve(args.sweep))
+    if args.metric not in ("val_accuracy", "val_loss", "val_balanced_accuracy", "val_macro_f1"):
+        raise ConfigError(
+            f"--metric: {args.metric!r}; valid: val_accuracy, val_loss, val_balanced_accuracy, val_macro_f1"
+        )
+    r = report.build(sweep, args.metric, args.top_k, evaluate=not args.no_test)
+    out = report.write(sweep, r, args.out)
+    missing = r.counts["pending"] + r.counts["running"] + r.counts["interrupted"]
+    print(f"report: {out}/report.html ({len(r.figures)} figures, {len(r.test)} test evaluations)")
+    if missing:
+        print(f"note: {missing} of {len(r.trials)} trials have not finished; the report covers the others")
+    return 0
+
+
 def cmd_results(args) -> int:
     from orchestrator import sweep as sw
     from orchestrator.results import COLUMNS, collect
@@ -150,7 +176,13 @@ def _wide_pandas():
     return pd.option_context("display.width", 250, "display.max_columns", 50, "display.max_colwidth", 60)
 
 
-COMMANDS = {"submit": cmd_submit, "resume": cmd_resume, "status": cmd_status, "results": cmd_results}
+COMMANDS = {
+    "submit": cmd_submit,
+    "resume": cmd_resume,
+    "status": cmd_status,
+    "results": cmd_results,
+    "report": cmd_report,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

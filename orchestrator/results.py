@@ -79,12 +79,12 @@ def counts(frame: pd.DataFrame) -> dict[str, int]:
 
 
 def best(frame: pd.DataFrame, metric: str = "val_accuracy") -> dict | None:
-    """Best configuration so far: mean over its seeds with at least one finished trial."""
-    done = frame[frame["status"] == "finished"]
-    if done.empty:
+    """Best configuration so far, by the same rule as the report: mean over its finished seeds, then lower std."""
+    from orchestrator.aggregate import aggregate, rank
+
+    agg = aggregate(frame, [metric])
+    if agg.empty:
         return None
-    agg = done.groupby("config").agg(
-        mean=(metric, "mean"), std=(metric, "std"), n=(metric, "size"), name=("name", "first")
-    )
-    top = agg.sort_values(["mean", "std"], ascending=[False, True]).iloc[0]
-    return {"config": top.name, "name": top["name"].rsplit("-s", 1)[0], "mean": float(top["mean"]), "n": int(top["n"])}
+    top = rank(agg, metric).iloc[0]
+    name = frame.loc[frame["config"] == top["config"], "name"].iloc[0].rsplit("-s", 1)[0]
+    return {"config": top["config"], "name": name, "mean": float(top[f"{metric}_mean"]), "n": int(top["seeds"])}

@@ -214,6 +214,11 @@ class Preemption(_Model):
     poll_s: float = Field(5.0, gt=0)
 
 
+class Carbon(_Model):
+    enabled: bool = True
+    country: str | None = Field(None, pattern=r"^[A-Z]{3}$")  # ISO 3166 alpha-3; default: see workers/carbon.py
+
+
 class Config(_Model):
     name: str
     storage: str = "runs"
@@ -226,6 +231,7 @@ class Config(_Model):
     checkpoint: CheckpointCfg = CheckpointCfg()
     failure: FailureCfg = FailureCfg()
     preemption: Preemption = Preemption()
+    carbon: Carbon = Carbon()
 
     @field_validator("name")
     @classmethod

@@ -200,6 +200,7 @@ def _fit(sweep: Sweep, todo: list[Trial], deadline: float | None, margin: float,
         "deadline": deadline,
         "deadline_margin_s": margin,
         "preemption": cfg.preemption.model_dump(),
+        "carbon": cfg.carbon.model_dump(),
         "threads": max(1, int(cfg.resources.cpus_per_trial)),
     }
     path, fs = _tune_storage(layout.tune_dir(sweep.url))

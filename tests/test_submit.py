@@ -1,54 +1,21 @@
 """End to end on a real Ray instance: grid file -> trials -> results table in storage."""
 
-import io
 import json
 import subprocess
 import sys
 
 import pandas as pd
-import pytest
 
 from orchestrator import sweep as sw
 from orchestrator.cli import main
 from orchestrator.results import COLUMNS
-from orchestrator.schema import load_config
+from tests.conftest import DIGITS, run_grid
 from workers import layout, storage
-
-DIGITS = """
-name: digits
-storage: {storage}
-weights: none
-data: {{dataset: digits, image_size: 12}}
-grid:
-  model: small_cnn
-  strategy: [{{name: finetune}}]
-  lr: [0.003, 0.01]
-  batch_size: 128
-  epochs: 2
-seeds: {seeds}
-checkpoint: {{every_s: 60}}
-"""
-
-
-def _run(cfg_path, **overrides):
-    out = io.StringIO()
-    sweep = sw.from_config(load_config(cfg_path, overrides))
-    counts = sw.run(sweep, out=out)
-    return sweep, counts, out.getvalue()
 
 
 def _finished_at(sweep):
     return {t.key: storage.read_json(layout.result_file(layout.trial_dir(sweep.url, t.key)))["finished_at"]
             for t in sweep.trials}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def digits_sweep(ray_session, tmp_path_factory):
-    root = tmp_path_factory.mktemp("sweeps")
-    path = root / "grid.yaml"
-    path.write_text(DIGITS.format(storage=root / "store", seeds=2))
-    sweep, counts, out = _run(str(path))
-    return path, sweep, counts, out
 
 
 def test_sweep_runs_every_trial_and_writes_the_results_table(digits_sweep):
@@ -82,12 +49,12 @@ def test_same_trial_same_key_in_another_process(digits_sweep):
 def test_submitting_again_reruns_nothing_and_more_seeds_run_only_the_new_trials(digits_sweep):
     path, sweep, _, _ = digits_sweep
     before = _finished_at(sweep)
-    _, counts, out = _run(str(path))
+    _, counts, out = run_grid(str(path))
     assert "4 already ended" in out and counts["finished"] == 4
     assert _finished_at(sweep) == before
 
     path.write_text(DIGITS.format(storage=path.parent / "store", seeds=3))
-    bigger, counts, out = _run(str(path))
+    bigger, counts, out = run_grid(str(path))
     assert "6 trials, 4 already ended" in out and counts["finished"] == 6
     after = _finished_at(bigger)
     assert {k: after[k] for k in before} == before  # the old trials kept their results
@@ -124,7 +91,7 @@ def test_synthetic_ham10000_layout_sweep(ray_session, tmp_path, write_grid):
         seeds: 1
         training: {{class_weights: true, early_stopping: {{patience: 2}}}}
         """)
-    sweep, counts, _ = _run(path)
+    sweep, counts, _ = run_grid(path)
     assert counts["finished"] == 2
     table = pd.read_parquet(storage.join(sweep.url, "results", "trials.parquet"))
     assert sorted(table["strategy"]) == ["extension(layers=2,width=32,dropout=0.0,activation=relu)", "finetune"]

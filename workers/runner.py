@@ -23,6 +23,7 @@ from trainer.metrics import SUMMARY_KEYS
 from trainer.state import to_bytes
 from trainer.trial import build_trainer, spec_from_dict
 from workers import layout, storage
+from workers.carbon import CarbonMeter, country
 from workers.checkpoints import BackgroundWriter, CheckpointStore
 from workers.preemption import DEADLINE, Interrupted, InterruptFlag
 
@@ -52,12 +53,14 @@ class TrialRunner:
         failure: FailurePolicy = FailurePolicy(),
         flag: InterruptFlag | None = None,
         heartbeat_s: float = 5.0,
+        carbon: CarbonMeter | None = None,
     ):
         self.trial = trial  # {"key", "name", "spec": {...}, "params": {...}}
         self.url = layout.trial_dir(sweep_url, trial["key"])
         self.policy, self.failure = checkpoint, failure
         self.flag = flag or InterruptFlag()
         self.heartbeat_s = heartbeat_s
+        self.carbon = carbon or CarbonMeter(country(None), enabled=False)
         self.store = CheckpointStore(self.url, checkpoint.keep)
         self.writer: BackgroundWriter | None = None
         self.trainer = None
@@ -85,6 +88,7 @@ class TrialRunner:
             "energy_kwh": prev.get("energy_kwh", 0.0),
             "emissions_kg": prev.get("emissions_kg", 0.0),
         }
+        self._carbon_base = (self.status["energy_kwh"], self.status["emissions_kg"])  # earlier segments
         if self.status["errors"] > self.failure.max_failures:
             return self._write_result(FAILED, {"error": prev.get("error", "too many errors")})
         if len(self.status["interruptions"]) > self.failure.max_interruptions:
@@ -97,6 +101,7 @@ class TrialRunner:
         if prev.get("state") not in (None, FINISHED):
             self._record_interruption(prev, ckpt.meta if ckpt else None)
         self.writer = BackgroundWriter(self.store) if self.policy.background else None
+        self.carbon.start()
         self._last_ckpt = self._last_beat = time.time()
         self._events = self.trainer.run()
         self._write_status(RUNNING)
@@ -195,9 +200,16 @@ class TrialRunner:
         self._last_ckpt = time.time()
         self._write_status(RUNNING, checkpointed_train_seconds=p.train_seconds)
 
+    def _add_carbon(self) -> None:
+        kwh, kg = self.carbon.read()
+        self.status["energy_kwh"] = self._carbon_base[0] + kwh
+        self.status["emissions_kg"] = self._carbon_base[1] + kg
+
     def _write_status(self, state: str, **extra) -> None:
         p = self.trainer.progress if self.trainer else None
         self.status.update(state=state, updated_at=time.time(), **extra)
+        if self.trainer is not None:
+            self._add_carbon()
         if p is not None:
             self.status.update(epoch=p.epoch, step=p.step, train_seconds=p.train_seconds, history=self._history())
         storage.write_json(layout.status_file(self.url), self.status)
@@ -211,6 +223,8 @@ class TrialRunner:
         ]
 
     def _write_result(self, state: str, outcome: dict) -> dict:
+        if self.trainer is not None:
+            self._add_carbon()
         lost = sum(i["lost_seconds"] for i in self.status["interruptions"])
         result = {
             "trial": self.trial["key"],
@@ -237,6 +251,7 @@ class TrialRunner:
         return result
 
     def close(self) -> None:
+        self.carbon.stop()
         if self.writer is not None:
             self.writer.close()
             self.writer = None

@@ -12,6 +12,7 @@ import os
 
 from ray import tune
 
+from workers.carbon import CarbonMeter, country
 from workers.preemption import InterruptFlag, MetadataWatcher
 from workers.runner import CheckpointPolicy, FailurePolicy, TrialRunner
 
@@ -37,6 +38,9 @@ class SweepTrainable(tune.Trainable):
             CheckpointPolicy(**config.get("checkpoint", {})),
             FailurePolicy(**config.get("failure", {})),
             flag,
+            carbon=CarbonMeter(
+                country(config.get("carbon", {}).get("country")), config.get("carbon", {}).get("enabled", True)
+            ),
         )
         self.final = self.runner.start()
 
