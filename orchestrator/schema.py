@@ -232,6 +232,7 @@ class Config(_Model):
     failure: FailureCfg = FailureCfg()
     preemption: Preemption = Preemption()
     carbon: Carbon = Carbon()
+    feature_cache: bool = True  # frozen-backbone strategies without augmentation train their head on cached features
 
     @field_validator("name")
     @classmethod

@@ -136,13 +136,34 @@ def _tune_storage(url: str):
     return path, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
 
 
-def _resources(cfg: Config) -> dict:
+def default_gpu_fraction(model: str, strategy: str, feature_cache: bool) -> float:
+    """How much of a GPU a trial takes when the grid does not say: small trials are packed several per GPU.
+
+    A head trained on cached features needs almost nothing; models under 40 M parameters (ResNet-50,
+    Inception v3, Xception, EfficientNet-B0..B4, DenseNet) share a GPU by two; VGG and EfficientNet-B5+ take one.
+    """
+    from trainer.models import parameter_count
+
+    if feature_cache and strategy in ("head", "extension"):
+        return 0.25
+    big = parameter_count(model) >= 40e6 or model in ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7")
+    return 1.0 if big else 0.5
+
+
+def _resources(cfg: Config):
+    """Per-trial resources: the grid's, or a packing default when the cluster has GPUs."""
     import ray
 
-    gpus = cfg.resources.gpus_per_trial
-    if gpus is None:
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-    return {"cpu": cfg.resources.cpus_per_trial, "gpu": gpus}
+    cpus, gpus = cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial
+    if gpus is not None or ray.cluster_resources().get("GPU", 0) < 1:
+        return {"cpu": cpus, "gpu": gpus or 0.0}
+    feature_cache = cfg.feature_cache and not cfg.training.augment_flip
+
+    def per_trial(config: dict) -> dict:
+        spec = config["trial"]["spec"]
+        return {"cpu": cpus, "gpu": default_gpu_fraction(spec["model"], spec["strategy"]["name"], feature_cache)}
+
+    return per_trial
 
 
 def run(
@@ -201,6 +222,7 @@ def _fit(sweep: Sweep, todo: list[Trial], deadline: float | None, margin: float,
         "deadline_margin_s": margin,
         "preemption": cfg.preemption.model_dump(),
         "carbon": cfg.carbon.model_dump(),
+        "feature_cache": cfg.feature_cache,
         "threads": max(1, int(cfg.resources.cpus_per_trial)),
     }
     path, fs = _tune_storage(layout.tune_dir(sweep.url))

@@ -98,3 +98,13 @@ def test_synthetic_ham10000_layout_sweep(ray_session, tmp_path, write_grid):
     result = storage.read_json(layout.result_file(layout.trial_dir(sweep.url, sweep.trials[0].key)))
     assert [h["epoch"] for h in result["history"]] == [0, 1, 2]
     assert (tmp_path / "ham" / "HAM10000_metadata.csv").exists()
+
+
+def test_gpu_packing_default_follows_model_size_and_strategy():
+    from orchestrator.sweep import default_gpu_fraction
+
+    assert default_gpu_fraction("resnet50", "head", feature_cache=True) == 0.25
+    assert default_gpu_fraction("resnet50", "head", feature_cache=False) == 0.5
+    assert default_gpu_fraction("inception_v3", "unfreeze", feature_cache=True) == 0.5
+    assert default_gpu_fraction("vgg19", "unfreeze", feature_cache=True) == 1.0
+    assert default_gpu_fraction("efficientnet_b7", "finetune", feature_cache=True) == 1.0

@@ -175,7 +175,8 @@ def ensure_synthetic(cfg: DataConfig) -> str:
 _MEMORY: dict[str, ImageSet] = {}
 
 
-def _fingerprint(cfg: DataConfig, size: int) -> str:
+def fingerprint(cfg: DataConfig, size: int) -> str:
+    """Identity of the decoded images: dataset, options, size, and every file's name, size and mtime."""
     h = hashlib.sha256(repr((cfg.dataset, sorted(cfg.options.items()), size)).encode())
     if cfg.path and os.path.isdir(cfg.path):
         h.update(os.path.realpath(cfg.path).encode())
@@ -191,7 +192,7 @@ def load_images(cfg: DataConfig, size: int) -> ImageSet:
     loader = DATASETS.get(cfg.dataset)
     if cfg.dataset == "synthetic":  # generate first, so the fingerprint sees the files
         ensure_synthetic(cfg)
-    key = _fingerprint(cfg, size)
+    key = fingerprint(cfg, size)
     if key in _MEMORY:
         return _MEMORY[key]
     disk = os.path.join(cfg.cache_dir, f"{cfg.dataset}-{size}-{key}.pt") if cfg.cache_dir else None

@@ -6,6 +6,7 @@ stop between any two events; `Trainer.state_dict()` then holds everything needed
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Iterator
@@ -93,16 +94,28 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Trainer:
-    def __init__(self, model: AdaptedModel, splits: Splits, cfg: TrainConfig, scaling: str):
+    def __init__(
+        self,
+        model: AdaptedModel,
+        splits: Splits,
+        cfg: TrainConfig,
+        scaling: str,
+        features: torch.Tensor | None = None,
+    ):
+        """``features``: the frozen backbone's output for every image of ``splits.data``; then only the head
+        runs (the backbone's part of every forward pass was computed once, elsewhere)."""
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.cuda = self.device.type == "cuda"
         self.model = model.to(self.device)
-        if self.cuda and cfg.channels_last:
+        self.on_features = features is not None
+        if self.cuda and cfg.channels_last and not self.on_features:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = self.model.head if self.on_features else self.model
         self.classes = splits.data.classes
-        # Decoded uint8 images go to the device once; batches are sliced there.
-        self.x = {s: splits.data.images[splits.indices(s)].to(self.device) for s in ("train", "val", "test")}
+        # Decoded uint8 images (or features) go to the device once; batches are sliced there.
+        source = features if self.on_features else splits.data.images
+        self.x = {s: source[splits.indices(s)].to(self.device) for s in ("train", "val", "test")}
         self.y = {s: splits.data.labels[splits.indices(s)].to(self.device) for s in ("train", "val", "test")}
         self.normalize = Normalizer(scaling, self.device)
         n_train = len(self.y["train"])
@@ -128,6 +141,8 @@ class Trainer:
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda and self.cfg.amp)
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        if self.on_features:
+            return x
         x = self.normalize(x)
         return x.contiguous(memory_format=torch.channels_last) if self.cuda and self.cfg.channels_last else x
 
@@ -148,7 +163,7 @@ class Trainer:
             x = self._augment(x, epoch, step)
         x = self._inputs(x)
         with self._autocast():
-            loss = F.cross_entropy(self.model(x), y, weight=self.loss_weight)
+            loss = F.cross_entropy(self.forward(x), y, weight=self.loss_weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -165,7 +180,7 @@ class Trainer:
         for i in range(0, len(y_all), self.cfg.eval_batch_size):
             x, y = self._inputs(x_all[i : i + self.cfg.eval_batch_size]), y_all[i : i + self.cfg.eval_batch_size]
             with self._autocast():
-                logits = self.model(x).float()
+                logits = self.forward(x).float()
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             preds.append(logits.argmax(1))
         labels = y_all.cpu().numpy()
@@ -247,7 +262,7 @@ class Trainer:
             "best_model": self.best_model,
             "optimizer": _to_cpu(self.optimizer.state_dict()),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "progress": dict(vars(p)),
+            "progress": copy.deepcopy(vars(p)),  # a snapshot: the history keeps growing while it is written
             "loss_acc": self._loss_acc.to("cpu", copy=True),
             "rng": capture_rng(),
         }

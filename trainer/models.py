@@ -205,3 +205,9 @@ def block_count(name: str) -> int:
     spec = MODELS.get(name)
     with torch.device("meta"):
         return len(spec.blocks(spec.build()))
+
+
+def parameter_count(name: str) -> int:
+    spec = MODELS.get(name)
+    with torch.device("meta"):
+        return sum(p.numel() for p in spec.build().parameters())

@@ -6,13 +6,17 @@ resumed trial rebuilds the very same frozen weights before its trainable state i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
+
 from trainer.data import DataConfig, Splits, load_images, make_splits
+from trainer.features import cacheable
 from trainer.loop import EarlyStopping, TrainConfig, Trainer
 from trainer.models import MODELS, NO_WEIGHTS
 from trainer.state import from_bytes, seed_everything
-from trainer.strategies import StrategyConfig, create_model
+from trainer.strategies import AdaptedModel, StrategyConfig, create_model
 
 
 @dataclass(frozen=True)
@@ -36,11 +40,20 @@ def load_splits(spec: TrialSpec) -> Splits:
     return make_splits(load_images(spec.data, spec.image_size), spec.data)
 
 
-def build_trainer(spec: TrialSpec, state: bytes | None = None, splits: Splits | None = None) -> Trainer:
+FeatureSource = Callable[[AdaptedModel, Splits], torch.Tensor]
+
+
+def build_trainer(
+    spec: TrialSpec, state: bytes | None = None, splits: Splits | None = None, features: FeatureSource | None = None
+) -> Trainer:
+    """``features``: where to get the frozen backbone's features (a cache); used only when that is valid."""
     splits = splits or load_splits(spec)
     seed_everything(spec.train.seed)
     model = create_model(spec.model, len(splits.data.classes), spec.weights, spec.strategy)
-    trainer = Trainer(model, splits, spec.train, spec.scaling)
+    use_features = features is not None and cacheable(spec.strategy.name, spec.train.augment_flip)
+    # Computing features runs the backbone in eval mode: it draws no random numbers, so the head trains on the
+    # same random stream as it would through the backbone.
+    trainer = Trainer(model, splits, spec.train, spec.scaling, features(model, splits) if use_features else None)
     if state is not None:
         trainer.load_state_dict(from_bytes(state))
     return trainer

@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from trainer.state import to_bytes
 from workers import storage
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ class CheckpointStore:
 
 
 class BackgroundWriter:
-    """Writes checkpoints on a thread: training blocks only while its state is copied to host memory.
+    """Serialises and writes checkpoints on a thread: training blocks only while its state is copied to host
+    memory (``Trainer.state_dict`` returns host copies).
 
     One write is in flight at a time; a newer checkpoint waits for the previous one (so order is kept and
     memory stays bounded). ``flush`` waits for everything and re-raises a failed write.
@@ -106,16 +108,18 @@ class BackgroundWriter:
             try:
                 if item is None:
                     return
-                data, meta = item
+                state, meta = item
+                data = state if isinstance(state, bytes) else to_bytes(state)
                 self.last_seq = self.store.save(data, meta)
             except BaseException as exc:  # surfaced to the training thread by flush()
                 self._error = exc
             finally:
                 self._queue.task_done()
 
-    def submit(self, data: bytes, meta: dict) -> None:
+    def submit(self, state: bytes | dict, meta: dict) -> None:
+        """``state``: serialised bytes, or a training state of host tensors (serialised on the thread)."""
         self._raise()
-        self._queue.put((data, meta))
+        self._queue.put((state, meta))
 
     def flush(self) -> None:
         self._queue.join()

@@ -25,6 +25,7 @@ from trainer.trial import build_trainer, spec_from_dict
 from workers import layout, storage
 from workers.carbon import CarbonMeter, country
 from workers.checkpoints import BackgroundWriter, CheckpointStore
+from workers.feature_cache import cached_features
 from workers.preemption import DEADLINE, Interrupted, InterruptFlag
 
 RUNNING, FINISHED, FAILED, ERROR = "running", "finished", "failed", "error"
@@ -54,6 +55,7 @@ class TrialRunner:
         flag: InterruptFlag | None = None,
         heartbeat_s: float = 5.0,
         carbon: CarbonMeter | None = None,
+        feature_cache: bool = True,
     ):
         self.trial = trial  # {"key", "name", "spec": {...}, "params": {...}}
         self.url = layout.trial_dir(sweep_url, trial["key"])
@@ -61,11 +63,14 @@ class TrialRunner:
         self.flag = flag or InterruptFlag()
         self.heartbeat_s = heartbeat_s
         self.carbon = carbon or CarbonMeter(country(None), enabled=False)
+        self.feature_cache = feature_cache
+        self.sweep_url = sweep_url
         self.store = CheckpointStore(self.url, checkpoint.keep)
         self.writer: BackgroundWriter | None = None
         self.trainer = None
         self.status: dict = {}
         self.result: dict | None = None
+        self.blocked_s: list[float] = []  # how long each checkpoint held training up
         self._started = time.time()
         self._trained_once = False
 
@@ -94,8 +99,10 @@ class TrialRunner:
         if len(self.status["interruptions"]) > self.failure.max_interruptions:
             return self._write_result(FAILED, {"error": "too many interruptions"})
         ckpt = self.store.latest()
+        spec = spec_from_dict(self.trial["spec"])
+        features = cached_features(spec, self.sweep_url) if self.feature_cache else None
         try:
-            self.trainer = build_trainer(spec_from_dict(self.trial["spec"]), ckpt.data if ckpt else None)
+            self.trainer = build_trainer(spec, ckpt.data if ckpt else None, features=features)
         except ConfigError as exc:  # the user's mistake (missing weights or data): retrying cannot help
             return self._write_result(FAILED, {"error": str(exc)})
         if prev.get("state") not in (None, FINISHED):
@@ -189,14 +196,16 @@ class TrialRunner:
     def checkpoint(self, wait: bool = False) -> None:
         """Training blocks while the state is copied to host memory; the write runs in the background."""
         p = self.trainer.progress
-        data = to_bytes(self.trainer.state_dict())
+        started = time.perf_counter()
+        state = self.trainer.state_dict()
         meta = {"epoch": p.epoch, "step": p.step, "train_seconds": p.train_seconds}
         if self.writer is None:
-            self.store.save(data, meta)
+            self.store.save(to_bytes(state), meta)
         else:
-            self.writer.submit(data, meta)
+            self.writer.submit(state, meta)
             if wait:
                 self.writer.flush()
+        self.blocked_s.append(time.perf_counter() - started)
         self._last_ckpt = time.time()
         self._write_status(RUNNING, checkpointed_train_seconds=p.train_seconds)
 
