@@ -60,6 +60,7 @@ def cmd_submit(args) -> int:
     from orchestrator import sweep as sw
     from orchestrator.schema import load_config
 
+    sw.present_ray_token(args.address)
     cfg = load_config(args.grid, {"storage": args.storage, "name": args.name})
     deadline = sw.parse_duration(args.deadline) if args.deadline else None
     sweep = sw.from_config(cfg)
@@ -76,6 +77,7 @@ def cmd_submit(args) -> int:
 def cmd_resume(args) -> int:
     from orchestrator import sweep as sw
 
+    sw.present_ray_token(args.address)
     deadline = sw.parse_duration(args.deadline) if args.deadline else None
     sweep = sw.load(sw.resolve(args.sweep))
     _check_shared_storage(sweep.url, args.address)

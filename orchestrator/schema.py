@@ -171,6 +171,8 @@ class Training(_Model):
     class_weights: bool = False
     early_stopping: EarlyStoppingCfg | None = None
     augment_flip: bool = False
+    augment_crop: int = Field(0, ge=0, le=64)  # reflect-pad by this many pixels, then crop back (0: off)
+    compile: bool = False
     amp: bool = True
     channels_last: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -112,7 +112,10 @@ def _init_ray(address: str | None, dashboard_host: str, out) -> bool:
         address = os.environ["RAY_ADDRESS"]
     kwargs = {"runtime_env": {"env_vars": worker_env()}, "log_to_driver": False, "configure_logging": False}
     if address:
-        ctx = ray.init(address=address, **kwargs)
+        try:
+            ctx = ray.init(address=address, **kwargs)
+        except ConnectionError as exc:
+            raise ConfigError(f"--address {address}: no Ray cluster reachable there ({exc})") from None
     else:
         if dashboard_host not in ("127.0.0.1", "localhost"):
             print(
@@ -125,6 +128,18 @@ def _init_ray(address: str | None, dashboard_host: str, out) -> bool:
     if url:
         print(f"Ray dashboard: http://{url}", file=out)
     return True
+
+
+def present_ray_token(address: str | None) -> None:
+    """Joining a cluster does not switch Ray's token mode on by itself: ask for it whenever a token is at hand.
+    Ray reads the variable when it is imported, so this runs before anything imports Ray."""
+    if (address or os.environ.get("RAY_ADDRESS")) and "RAY_AUTH_MODE" not in os.environ and _token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _token_available() -> bool:
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.exists(path)
 
 
 def _tune_storage(url: str):
@@ -157,7 +172,7 @@ def _resources(cfg: Config):
     cpus, gpus = cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial
     if gpus is not None or ray.cluster_resources().get("GPU", 0) < 1:
         return {"cpu": cpus, "gpu": gpus or 0.0}
-    feature_cache = cfg.feature_cache and not cfg.training.augment_flip
+    feature_cache = cfg.feature_cache and not (cfg.training.augment_flip or cfg.training.augment_crop)
 
     def per_trial(config: dict) -> dict:
         spec = config["trial"]["spec"]

@@ -18,7 +18,7 @@ SPECS = {
         "small_cnn",
         StrategyConfig("extension", layers=2, width=32, dropout=0.3),
         data=DataConfig("digits", image_size=16),
-        train=TrainConfig(lr=3e-3, batch_size=64, epochs=2, seed=7, augment_flip=True),
+        train=TrainConfig(lr=3e-3, batch_size=64, epochs=2, seed=7, augment_flip=True, augment_crop=2),
     ),
     "finetune": TrialSpec(
         "small_cnn",

@@ -1,6 +1,7 @@
 """End to end on a real Ray instance: grid file -> trials -> results table in storage."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -108,3 +109,22 @@ def test_gpu_packing_default_follows_model_size_and_strategy():
     assert default_gpu_fraction("inception_v3", "unfreeze", feature_cache=True) == 0.5
     assert default_gpu_fraction("vgg19", "unfreeze", feature_cache=True) == 1.0
     assert default_gpu_fraction("efficientnet_b7", "finetune", feature_cache=True) == 1.0
+
+
+def test_status_watch_refreshes_until_interrupted(digits_sweep):
+    import signal
+    import time
+
+    sweep = sw.load(digits_sweep[1].url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "status", sweep.url, "--watch", "--interval", "0.3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "160"},
+    )
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "finished" in out and "best so far" in out and f"{len(sweep.trials)} trials" in out

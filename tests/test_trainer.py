@@ -93,3 +93,20 @@ def test_unknown_optimizer_is_a_config_error():
     )
     with pytest.raises(ConfigError, match="unknown optimizer 'lion'; valid: adam, adamw, sgd"):
         build_trainer(spec)
+
+
+def test_random_crop_is_a_window_of_the_padded_image_and_replays_exactly():
+    import torch.nn.functional as F
+
+    spec = TrialSpec("small_cnn", data=DataConfig("digits", image_size=12), train=TrainConfig(augment_crop=3, seed=1))
+    trainer = build_trainer(spec)
+    x = trainer.x["train"][:16]
+    out = trainer._augment(x, epoch=2, step=5)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    assert torch.equal(out, trainer._augment(x, epoch=2, step=5))  # a resumed step draws the same crops
+    assert not torch.equal(out, trainer._augment(x, epoch=2, step=6))
+    padded = F.pad(x.float(), (3, 3, 3, 3), mode="reflect").to(torch.uint8)
+    for i in range(16):
+        windows = [padded[i, :, dy : dy + 12, dx : dx + 12] for dy in range(7) for dx in range(7)]
+        assert any(torch.equal(out[i], w) for w in windows)
+    assert sum(not torch.equal(out[i], x[i]) for i in range(16)) > 8  # 48 of 49 windows are shifted

@@ -59,6 +59,12 @@ class TrainConfig:
     channels_last: bool = True  # on CUDA only
     eval_batch_size: int = 256
     augment_flip: bool = False  # random horizontal flips, drawn on the device
+    augment_crop: int = 0  # random crops after reflect-padding by this many pixels, on the device (0: off)
+    compile: bool = False  # torch.compile the forward pass
+
+    @property
+    def augmented(self) -> bool:
+        return self.augment_flip or self.augment_crop > 0
 
 
 @dataclass
@@ -112,6 +118,8 @@ class Trainer:
         if self.cuda and cfg.channels_last and not self.on_features:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = self.model.head if self.on_features else self.model
+        if cfg.compile:
+            self.forward = torch.compile(self.forward)
         self.classes = splits.data.classes
         # Decoded uint8 images (or features) go to the device once; batches are sliced there.
         source = features if self.on_features else splits.data.images
@@ -152,14 +160,25 @@ class Trainer:
         return torch.randperm(len(self.y["train"]), generator=g).to(self.device)
 
     def _augment(self, x: torch.Tensor, epoch: int, step: int) -> torch.Tensor:
-        # Seeded by position, not by a running generator: a resumed epoch draws the same flips.
+        # Seeded by position, not by a running generator: a resumed epoch draws the same flips and crops.
         g = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + epoch) * 100_003 + step)
-        flip = (torch.rand(len(x), generator=g) < 0.5).to(x.device).view(-1, 1, 1, 1)
-        return torch.where(flip, x.flip(3), x)
+        if self.cfg.augment_flip:
+            flip = (torch.rand(len(x), generator=g) < 0.5).to(x.device).view(-1, 1, 1, 1)
+            x = torch.where(flip, x.flip(3), x)
+        pad = self.cfg.augment_crop
+        if pad > 0:
+            n, _, h, w = x.shape
+            padded = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
+            dy, dx = (torch.randint(0, 2 * pad + 1, (2, n), generator=g)).to(x.device)
+            rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # n x h x 1
+            cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # n x 1 x w
+            x = padded.permute(0, 2, 3, 1)[torch.arange(n, device=x.device)[:, None, None], rows, cols]
+            x = x.permute(0, 3, 1, 2).contiguous()
+        return x
 
     def _train_step(self, idx: torch.Tensor, epoch: int, step: int) -> torch.Tensor:
         x, y = self.x["train"][idx], self.y["train"][idx]
-        if self.cfg.augment_flip:
+        if self.cfg.augmented:
             x = self._augment(x, epoch, step)
         x = self._inputs(x)
         with self._autocast():

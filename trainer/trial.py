@@ -50,7 +50,7 @@ def build_trainer(
     splits = splits or load_splits(spec)
     seed_everything(spec.train.seed)
     model = create_model(spec.model, len(splits.data.classes), spec.weights, spec.strategy)
-    use_features = features is not None and cacheable(spec.strategy.name, spec.train.augment_flip)
+    use_features = features is not None and cacheable(spec.strategy.name, spec.train.augmented)
     # Computing features runs the backbone in eval mode: it draws no random numbers, so the head trains on the
     # same random stream as it would through the backbone.
     trainer = Trainer(model, splits, spec.train, spec.scaling, features(model, splits) if use_features else None)

@@ -155,6 +155,7 @@ class TrialRunner:
             self._trained_once = True
             if self.status["interruptions"] and self.status["interruptions"][-1]["restart_seconds"] is None:
                 self.status["interruptions"][-1]["restart_seconds"] = time.time() - self._started
+                self.status["interruptions"][-1]["resumed_at"] = time.time()
         kind = self.flag.check()
         if kind is not None:
             self.checkpoint(wait=True)
