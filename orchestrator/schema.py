@@ -40,13 +40,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+def Registered(registry):  # noqa: N802 - reads like a type in the models below
+    """A name that must be in ``registry``; the error lists the valid names."""
+
+    def check(name: str) -> str:
+        registry.get(name)
+        return name
+
+    return Annotated[str, AfterValidator(check)]
+
+
 def Axis(item):  # noqa: N802 - reads like a type in the models below
     """A grid axis: one value or a non-empty list of values, always stored as a tuple."""
     return Annotated[tuple[item, ...], BeforeValidator(_as_list), Field(min_length=1)]
 
 
 class Strategy(_Model):
-    name: str
+    name: Registered(STRATEGIES)
     layers: int = Field(1, ge=1, le=16)
     width: int = Field(256, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -65,12 +75,6 @@ class Strategy(_Model):
                     raise ValueError(
                         f"{key!r} is not a parameter of {v['name']!r}; valid: {', '.join(allowed) or 'none'}"
                     )
-        return v
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        STRATEGIES.get(v)
         return v
 
     @field_validator("activation")
@@ -104,13 +108,8 @@ class Strategy(_Model):
         return self.name + ("(" + ",".join(f"{k}={v}" for k, v in p.items()) + ")" if p else "")
 
 
-def _known_model(name: str) -> str:
-    MODELS.get(name)
-    return name
-
-
 class Grid(_Model):
-    model: Axis(Annotated[str, AfterValidator(_known_model)])
+    model: Axis(Registered(MODELS))
     strategy: Axis(Strategy) = (Strategy(name="head"),)
     lr: Axis(Annotated[float, Field(gt=0, le=10)])
     batch_size: Axis(Annotated[int, Field(ge=1, le=65536)])
@@ -118,7 +117,7 @@ class Grid(_Model):
 
 
 class Data(_Model):
-    dataset: str = "digits"
+    dataset: Registered(DATASETS) = "digits"
     path: str | None = None
     image_size: int | None = Field(None, ge=8, le=2048)
     scaling: str = "native"
@@ -126,12 +125,6 @@ class Data(_Model):
     split_seed: int = 0
     cache_dir: str | None = None
     options: dict[str, str | int | float | bool] = {}
-
-    @field_validator("dataset")
-    @classmethod
-    def _dataset(cls, v: str) -> str:
-        DATASETS.get(v)
-        return v
 
     @field_validator("scaling")
     @classmethod
@@ -164,10 +157,10 @@ class EarlyStoppingCfg(_Model):
 
 
 class Training(_Model):
-    optimizer: str = "adam"
+    optimizer: Registered(OPTIMIZERS) = "adam"
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
-    scheduler: str = "none"
+    scheduler: Registered(SCHEDULERS) = "none"
     class_weights: bool = False
     early_stopping: EarlyStoppingCfg | None = None
     augment_flip: bool = False
@@ -176,18 +169,6 @@ class Training(_Model):
     amp: bool = True
     channels_last: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
-
-    @field_validator("optimizer")
-    @classmethod
-    def _optimizer(cls, v: str) -> str:
-        OPTIMIZERS.get(v)
-        return v
-
-    @field_validator("scheduler")
-    @classmethod
-    def _scheduler(cls, v: str) -> str:
-        SCHEDULERS.get(v)
-        return v
 
 
 class Resources(_Model):

@@ -14,6 +14,11 @@ def _hours(seconds: float) -> str:
 
 
 def summarize(sweep) -> dict:
+    import time
+
+    from workers import layout, storage
+
+    info = storage.read_json_or_none(storage.join(sweep.url, layout.SWEEP_FILE)) or {}
     frame = collect(sweep.url, sweep.trials)
     c = counts(frame)
     train = frame["train_seconds"].fillna(0).astype(float)
@@ -22,6 +27,8 @@ def summarize(sweep) -> dict:
     gpus = sweep.config.resources.gpus_per_trial or 0.0
     return {
         "counts": c,
+        "elapsed": time.time() - info["created_at"] if "created_at" in info else None,
+        "drivers": info.get("drivers", 0),
         "best": best(frame),
         "train_seconds": float(train.sum()),
         "gpu_hours": float(train.sum()) * gpus / 3600,
@@ -38,6 +45,8 @@ def status_view(sweep) -> Group:
         states.add_column(name, justify="right")
     states.add_row(*(str(v) for v in s["counts"].values()))
     lines = [f"training time: {_hours(s['train_seconds'])}   GPU-hours: {s['gpu_hours']:.2f}"]
+    if s["elapsed"] is not None:
+        lines.insert(0, f"elapsed since the first submit: {_hours(s['elapsed'])} ({s['drivers']} driver runs)")
     if s["remaining_trial_seconds"] is not None:
         lines.append(
             f"estimated remaining: {_hours(s['remaining_trial_seconds'])} of trial time (divide by concurrency)"

@@ -63,6 +63,11 @@ def load(url: str) -> Sweep:
 
 def save_grid(sweep: Sweep) -> None:
     storage.write_bytes(storage.join(sweep.url, layout.GRID_FILE), dump_config(sweep.config).encode())
+    info_url = storage.join(sweep.url, layout.SWEEP_FILE)
+    info = storage.read_json_or_none(info_url) or {"created_at": time.time(), "drivers": 0}
+    info["drivers"] += 1  # each submit or resume
+    info["last_driver_at"] = time.time()
+    storage.write_json(info_url, info)
 
 
 def parse_duration(text: str) -> float:

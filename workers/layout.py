@@ -5,6 +5,7 @@ from __future__ import annotations
 from workers.storage import join
 
 GRID_FILE = "grid.yaml"
+SWEEP_FILE = "sweep.json"  # when the sweep began, how many drivers ran it
 
 
 def trial_dir(sweep_url: str, key: str) -> str:
