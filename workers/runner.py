@@ -208,7 +208,7 @@ class TrialRunner:
                 self.writer.flush()
         self.blocked_s.append(time.perf_counter() - started)
         self._last_ckpt = time.time()
-        self._write_status(RUNNING, checkpointed_train_seconds=p.train_seconds)
+        self._write_status(RUNNING)
 
     def _add_carbon(self) -> None:
         kwh, kg = self.carbon.read()
