@@ -12,8 +12,12 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def _spec(**train):
-    return TrialSpec("resnet18", StrategyConfig("finetune"), data=DataConfig("digits", image_size=64),
-                     train=TrainConfig(batch_size=64, epochs=1, augment_flip=True, augment_crop=4, **train))  # fmt: skip
+    return TrialSpec(
+        "resnet18",
+        StrategyConfig("finetune"),
+        data=DataConfig("digits", image_size=64),
+        train=TrainConfig(batch_size=64, epochs=1, augment_flip=True, augment_crop=4, **train),
+    )
 
 
 def test_data_lives_on_the_gpu_and_the_model_is_channels_last():
