@@ -38,13 +38,25 @@ def _raylets(port_flag: str) -> list[psutil.Process]:
             and "raylet" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
 
 
+def _ray_processes() -> set[int]:
+    return {p.pid for p in psutil.process_iter(["cmdline"]) if "ray" in " ".join(p.info["cmdline"] or []).lower()}
+
+
 @pytest.fixture
 def two_nodes(tmp_path):
+    """Two nodes of our own; on the way out only their processes die (`ray stop` would also stop the Ray
+    instance that the other tests of this session share)."""
+    before = _ray_processes()
     head_port, worker_nm_port = _port(), _port()
     _ray_start("--head", f"--port={head_port}", "--num-cpus=1", "--include-dashboard=false")
     _ray_start(f"--address=127.0.0.1:{head_port}", "--num-cpus=1", f"--node-manager-port={worker_nm_port}")
     yield f"127.0.0.1:{head_port}", f"--node_manager_port={worker_nm_port}"
-    subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+    ours = {p.pid for p in psutil.Process().children(recursive=True)}
+    for pid in _ray_processes() - before - ours - {os.getpid()}:
+        try:
+            psutil.Process(pid).kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def test_worker_node_dies_and_its_trial_continues_on_the_other_node(two_nodes, tmp_path):
