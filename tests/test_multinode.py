@@ -38,8 +38,13 @@ def _raylets(port_flag: str) -> list[psutil.Process]:
             and "raylet" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
 
 
+RAY_MARKERS = ("raylet", "gcs_server", "ray::", "site-packages/ray/")
+
+
 def _ray_processes() -> set[int]:
-    return {p.pid for p in psutil.process_iter(["cmdline"]) if "ray" in " ".join(p.info["cmdline"] or []).lower()}
+    """Ray's own processes (raylets, GCS, workers, agents), by what only they run."""
+    return {p.pid for p in psutil.process_iter(["cmdline"])
+            if any(m in " ".join(p.info["cmdline"] or []) for m in RAY_MARKERS)}  # fmt: skip
 
 
 @pytest.fixture
@@ -51,8 +56,9 @@ def two_nodes(tmp_path):
     _ray_start("--head", f"--port={head_port}", "--num-cpus=1", "--include-dashboard=false")
     _ray_start(f"--address=127.0.0.1:{head_port}", "--num-cpus=1", f"--node-manager-port={worker_nm_port}")
     yield f"127.0.0.1:{head_port}", f"--node_manager_port={worker_nm_port}"
-    ours = {p.pid for p in psutil.Process().children(recursive=True)}
-    for pid in _ray_processes() - before - ours - {os.getpid()}:
+    me = psutil.Process()
+    ours = {p.pid for p in me.children(recursive=True)} | {p.pid for p in me.parents()} | {me.pid}
+    for pid in _ray_processes() - before - ours:
         try:
             psutil.Process(pid).kill()
         except psutil.NoSuchProcess:
