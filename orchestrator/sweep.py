@@ -128,7 +128,8 @@ def _init_ray(address: str | None, dashboard_host: str, out) -> bool:
                 " beyond Ray's token: keep it behind an SSH tunnel or an authenticating proxy",
                 file=sys.stderr,
             )
-        ctx = ray.init(include_dashboard=True, dashboard_host=dashboard_host, **kwargs)
+        # "local": our own instance, never a cluster some earlier `ray start` left behind (maybe dead).
+        ctx = ray.init(address="local", include_dashboard=True, dashboard_host=dashboard_host, **kwargs)
     url = getattr(ctx, "dashboard_url", None)
     if url:
         print(f"Ray dashboard: http://{url}", file=out)

@@ -14,7 +14,13 @@ def ray_session():
     from workers.tune import worker_env
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": worker_env()}, log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            runtime_env={"env_vars": worker_env()},
+            log_to_driver=False,
+        )
     yield ray
     ray.shutdown()
 

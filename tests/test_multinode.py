@@ -63,6 +63,9 @@ def two_nodes(tmp_path):
             psutil.Process(pid).kill()
         except psutil.NoSuchProcess:
             pass
+    current = "/tmp/ray/ray_current_cluster"  # written by `ray start`, read by a bare ray.init()
+    if os.path.exists(current) and str(head_port) in open(current).read():
+        os.remove(current)
 
 
 def test_worker_node_dies_and_its_trial_continues_on_the_other_node(two_nodes, tmp_path):
