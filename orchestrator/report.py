@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator import plots
-from orchestrator.aggregate import AXES, aggregate, describe, rank, synthesis
+from orchestrator.aggregate import AXES, aggregate, rank, synthesis
 from orchestrator.results import COLUMNS, collect, counts
 from workers import storage
 
@@ -235,6 +235,3 @@ def write(sweep, r: Report, out: str | None = None) -> str:
     storage.write_bytes(storage.join(out, "summary.md"), md.encode())
     storage.write_bytes(storage.join(out, "report.html"), html_page(sweep, r, md).encode())
     return out
-
-
-__all__ = ["build", "write", "describe"]

@@ -296,10 +296,6 @@ class Trainer:
         self._loss_acc = state["loss_acc"].to(self.device)
         restore_rng(state["rng"])
 
-    def load_best(self) -> None:
-        if self.best_model is not None:
-            self.model.load_state_dict(self.best_model, strict=False)
-
 
 def _to_cpu(obj):
     if isinstance(obj, torch.Tensor):

@@ -71,11 +71,6 @@ class CheckpointStore:
             return Checkpoint(seq, data, meta)
         return None
 
-    def latest_meta(self) -> dict | None:
-        """The newest manifest, without reading or verifying the data (for status views)."""
-        seqs = self._seqs(".json")
-        return storage.read_json_or_none(self._name(seqs[-1], ".json")) if seqs else None
-
     def _prune(self, newest: int) -> None:
         committed = self._seqs(".json")
         for seq in committed[: -self.keep]:

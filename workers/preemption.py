@@ -29,13 +29,12 @@ class InterruptFlag:
     def __init__(self, deadline: float | None = None, margin_s: float = 0.0):
         self._event = threading.Event()
         self.kind: str | None = None
-        self.noticed_at: float | None = None
         self.deadline = deadline
         self.margin_s = margin_s
 
     def set(self, kind: str) -> None:
         if not self._event.is_set():
-            self.kind, self.noticed_at = kind, time.time()
+            self.kind = kind
             self._event.set()
 
     def check(self) -> str | None:
