@@ -157,7 +157,7 @@ def _tune_storage(url: str):
     return path, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
 
 
-def default_gpu_fraction(model: str, strategy: str, feature_cache: bool) -> float:
+def default_gpu_fraction(model: str, cached_head: bool) -> float:
     """How much of a GPU a trial takes when the grid does not say: small trials are packed several per GPU.
 
     A head trained on cached features needs almost nothing; models under 40 M parameters (ResNet-50,
@@ -165,7 +165,7 @@ def default_gpu_fraction(model: str, strategy: str, feature_cache: bool) -> floa
     """
     from trainer.models import parameter_count
 
-    if feature_cache and strategy in ("head", "extension"):
+    if cached_head:
         return 0.25
     big = parameter_count(model) >= 40e6 or model in ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7")
     return 1.0 if big else 0.5
@@ -178,11 +178,13 @@ def _resources(cfg: Config):
     cpus, gpus = cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial
     if gpus is not None or ray.cluster_resources().get("GPU", 0) < 1:
         return {"cpu": cpus, "gpu": gpus or 0.0}
-    feature_cache = cfg.feature_cache and not (cfg.training.augment_flip or cfg.training.augment_crop)
+    from trainer.features import cacheable
+    from trainer.trial import spec_from_dict
 
     def per_trial(config: dict) -> dict:
-        spec = config["trial"]["spec"]
-        return {"cpu": cpus, "gpu": default_gpu_fraction(spec["model"], spec["strategy"]["name"], feature_cache)}
+        spec = spec_from_dict(config["trial"]["spec"])  # the worker's own rule decides whether it uses the cache
+        cached = cfg.feature_cache and cacheable(spec.strategy.name, spec.train.augmented)
+        return {"cpu": cpus, "gpu": default_gpu_fraction(spec.model, cached)}
 
     return per_trial
 

@@ -104,11 +104,11 @@ def test_synthetic_ham10000_layout_sweep(ray_session, tmp_path, write_grid):
 def test_gpu_packing_default_follows_model_size_and_strategy():
     from orchestrator.sweep import default_gpu_fraction
 
-    assert default_gpu_fraction("resnet50", "head", feature_cache=True) == 0.25
-    assert default_gpu_fraction("resnet50", "head", feature_cache=False) == 0.5
-    assert default_gpu_fraction("inception_v3", "unfreeze", feature_cache=True) == 0.5
-    assert default_gpu_fraction("vgg19", "unfreeze", feature_cache=True) == 1.0
-    assert default_gpu_fraction("efficientnet_b7", "finetune", feature_cache=True) == 1.0
+    assert default_gpu_fraction("resnet50", cached_head=True) == 0.25
+    assert default_gpu_fraction("resnet50", cached_head=False) == 0.5
+    assert default_gpu_fraction("inception_v3", cached_head=False) == 0.5
+    assert default_gpu_fraction("vgg19", cached_head=False) == 1.0
+    assert default_gpu_fraction("efficientnet_b7", cached_head=False) == 1.0
 
 
 def test_status_watch_refreshes_until_interrupted(digits_sweep):

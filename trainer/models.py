@@ -7,6 +7,7 @@ so a user's cache is reused; nothing is downloaded unless ``ORCHESTRATOR_ALLOW_D
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -200,6 +201,7 @@ def load_backbone(name: str, weights: str = NO_WEIGHTS) -> tuple[nn.Module, Mode
     return model, spec
 
 
+@functools.cache
 def block_count(name: str) -> int:
     """How many blocks progressive unfreezing can choose from (built on the meta device: no memory, no time)."""
     spec = MODELS.get(name)
@@ -207,6 +209,7 @@ def block_count(name: str) -> int:
         return len(spec.blocks(spec.build()))
 
 
+@functools.cache
 def parameter_count(name: str) -> int:
     spec = MODELS.get(name)
     with torch.device("meta"):
