@@ -131,7 +131,11 @@ class TrialRunner:
 
     def advance(self) -> dict:
         """Train until the next epoch ends (or an interruption); the metrics of that epoch, with ``done``."""
-        if self.flag.kind == DEADLINE:  # already checkpointed; the driver is stopping every trial
+        if self.flag.check() == DEADLINE:  # past the deadline before a step noticed it (e.g. a trial just started)
+            if self.status.get("state") != DEADLINE:
+                if self._trained_once:
+                    self.checkpoint(wait=True)
+                self._write_status(DEADLINE)
             return {"interrupted": DEADLINE, "done": False, "trial_key": self.trial["key"]}
         try:
             for event in self._events:
